@@ -49,4 +49,4 @@ def check_range(images: npt.NDArray, low: float, high: float, source: str | Path
         lo, hi = chunk.min(), chunk.max()
         if not (lo >= low and hi <= high):  # NaN makes both comparisons false
             bad = start + int(np.argmax(~((chunk >= low) & (chunk <= high))))
-            raise DatasetError(source, f"image value {flat[bad]!r} at flat index {bad} is outside [{low}, {high}] (or NaN)")
+            raise DatasetError(source, f"image value {float(flat[bad])} at flat index {bad} is outside [{low}, {high}] (or NaN)")

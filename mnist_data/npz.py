@@ -13,6 +13,7 @@ loading costs no copy of the data and leaves no file handle open.
 from __future__ import annotations
 
 import ast
+import mmap
 import re
 import struct
 import zipfile
@@ -60,7 +61,7 @@ def read_npz(path: str | Path, expected: Mapping[str, tuple[str, int]]) -> dict[
             unicode of any width) and number of dimensions. The file must hold exactly these.
 
     Returns:
-        Read-only arrays backed by memory maps, one per expected name.
+        Read-only arrays backed by one memory map of the file, one per expected name.
 
     Raises:
         DatasetError: The file is missing, not a zip, holds other arrays, or any header or
@@ -91,12 +92,14 @@ def read_npz(path: str | Path, expected: Mapping[str, tuple[str, int]]) -> dict[
         raise DatasetError(path, "file not found; run `dvc repro` or `dvc pull` to create it") from exc
     except OSError as exc:
         raise DatasetError(path, f"cannot read: {exc.strerror or exc}") from exc
+    # One read-only map of the whole file backs every array. The map holds one descriptor
+    # (mmap duplicates it) until the last array is released; our own handle is closed here.
+    with open(path, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if file_size else b""
     out = {}
     for name, (dtype, shape, offset) in layout.items():
-        if np.prod(shape, dtype=object) == 0:
-            out[name] = np.empty(shape, dtype)  # mmap cannot map zero bytes
-        else:
-            out[name] = np.asarray(np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape))
+        count = int(np.prod(shape, dtype=np.int64))
+        out[name] = np.frombuffer(mapped, dtype=dtype, count=count, offset=offset).reshape(shape)
     return out
 
 

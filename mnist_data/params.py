@@ -148,7 +148,7 @@ def load_dataset(section: Mapping[str, Any], src: str = "params.yaml") -> Datase
         raise ParamsError("dataset.name", f"unknown dataset {name!r}; known: {', '.join(known_datasets())}", src)
     defn_src = str(definition_path(name))
     defn = _read_yaml(definition_path(name))
-    mirrors = section.get("mirrors") or defn.get("mirrors")
+    mirrors = section["mirrors"] if "mirrors" in section else defn.get("mirrors")
     overrides = section.get("files") or {}
     if not isinstance(overrides, dict):
         raise ParamsError("dataset.files", f"expected a mapping, got {type(overrides).__name__}", src)

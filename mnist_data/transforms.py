@@ -51,7 +51,7 @@ def denormalize(images: npt.NDArray[np.float32], low: float, high: float, source
         pixels = np.rint((chunk - np.float32(low)) * scale).clip(0, 255).astype(np.uint8)
         if not np.array_equal(table[pixels], chunk):
             bad = start + int(np.argmax(table[pixels] != chunk))
-            raise DatasetError(source, f"value {src[bad]!r} at flat index {bad} is not a pixel scaled onto [{low}, {high}]")
+            raise DatasetError(source, f"value {float(src[bad])} at flat index {bad} is not a pixel scaled onto [{low}, {high}]")
         dst[start : start + _CHUNK] = pixels
     return out
 
