@@ -77,10 +77,12 @@ class DataSet:
         Raises:
             ValueError: ``batch_size`` is not in 1..num_examples.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not 1 <= batch_size <= self._num_examples:
+        valid = isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool)
+        if not (valid and 1 <= batch_size <= self._num_examples):
             raise ValueError(f"batch_size must be an integer in 1..{self._num_examples} (num_examples), got {batch_size!r}")
         if fake_data:
             fake_image = np.ones((batch_size, 784), dtype=np.float32)
+            fake_label: npt.NDArray
             if self.one_hot:
                 fake_label = np.zeros((batch_size, 10), dtype=np.float32)
                 fake_label[:, 0] = 1
@@ -159,7 +161,7 @@ def read_data_sets(train_dir: str | Path = "data/processed", fake_data: bool = F
     else:
         folder = Path(train_dir)
     sets = []
-    for name, split_seed in zip(SPLITS, seeds):
+    for name, split_seed in zip(SPLITS, seeds, strict=True):
         split = load_split(folder / f"{name}.npz", verify=verify)
         images: npt.NDArray = split.images
         if dt == np.uint8:

@@ -14,14 +14,14 @@ from mnist_data import DataSet, DatasetError, read_data_sets
 from mnist_data.artifacts import SPLITS, save_split
 from mnist_data.transforms import normalize
 
-NAMES = tuple("zero one two three four five six seven eight nine".split())
+NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 def build(folder: Path, sizes=(50, 10, 20), low=-0.5, high=0.5, seed=0) -> dict[str, np.ndarray]:
     """Write three splits of random pixels; return the uint8 images per split."""
     rng = np.random.default_rng(seed)
     pixels = {}
-    for name, n in zip(SPLITS, sizes):
+    for name, n in zip(SPLITS, sizes, strict=True):
         pixels[name] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
         labels = (np.arange(n) % 10).astype(np.uint8)
         save_split(folder / f"{name}.npz", normalize(pixels[name], low, high), labels, low, high, NAMES)

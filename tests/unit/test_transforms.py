@@ -19,7 +19,7 @@ ALL_PIXELS = np.arange(256, dtype=np.uint8)
 def test_each_value_is_the_nearest_float32_of_the_exact_value(low, high):
     out = normalize(ALL_PIXELS, low, high)
     assert out.dtype == np.float32
-    for x, v in zip(range(256), out):
+    for x, v in zip(range(256), out, strict=True):
         exact = Fraction(low) + x * (Fraction(high) - Fraction(low)) / 255
         below, above = np.nextafter(v, np.float32(-np.inf)), np.nextafter(v, np.float32(np.inf))
         assert abs(Fraction(float(v)) - exact) <= abs(Fraction(float(below)) - exact)
