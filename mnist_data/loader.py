@@ -140,8 +140,8 @@ def read_data_sets(train_dir: str | Path = "data/processed", fake_data: bool = F
         reshape: Images as (N, 784); otherwise (N, 28, 28, 1).
         seed: Seeds the shuffles: the same seed gives the same batches on any machine.
         repo: Git URL or path of a DVC repository to load from (needs ``dvc``).
-        rev: Tag, branch or commit of ``repo`` (default: its default branch; the current
-            repository when only ``rev`` is given).
+        rev: Tag, branch or commit of ``repo`` (default: a git URL's default branch, a local
+            repository's working tree); with only ``rev``, the current repository.
         verify: ``"cached"`` scans image values once per file version; ``"always"`` forces it.
 
     Raises:
@@ -157,15 +157,15 @@ def read_data_sets(train_dir: str | Path = "data/processed", fake_data: bool = F
     if repo is not None or rev is not None:
         from mnist_data.versions import fetch_version  # imports dvc: only on this path
 
-        folder = fetch_version(str(train_dir), repo=repo, rev=rev)
+        paths = fetch_version(Path(train_dir).as_posix(), repo=repo, rev=rev)
     else:
-        folder = Path(train_dir)
+        paths = {name: Path(train_dir) / f"{name}.npz" for name in SPLITS}
     sets = []
     for name, split_seed in zip(SPLITS, seeds, strict=True):
-        split = load_split(folder / f"{name}.npz", verify=verify)
+        split = load_split(paths[name], verify=verify)
         images: npt.NDArray = split.images
         if dt == np.uint8:
-            images = denormalize(images, split.low, split.high, str(folder / f"{name}.npz"))
+            images = denormalize(images, split.low, split.high, str(paths[name]))
         images = images.reshape(len(images), -1) if reshape else images.reshape(*images.shape, 1)
         labels: npt.NDArray = split.labels
         if one_hot:
