@@ -14,7 +14,17 @@ from mnist_data.errors import (
     OutputError,
     ParamsError,
 )
-from mnist_data.loader import DataSet, Datasets, read_data_sets
+
+_LOADER_NAMES = ("DataSet", "Datasets", "read_data_sets")
+
+
+def __getattr__(name: str) -> object:
+    # The loader (and numpy) load on first use, so the stages that need neither start faster.
+    if name in _LOADER_NAMES:
+        from mnist_data import loader
+
+        return getattr(loader, name)
+    raise AttributeError(f"module 'mnist_data' has no attribute {name!r}")
 
 __all__ = [
     "ChecksumError",

@@ -86,14 +86,26 @@ def decode(data: bytes, name: str = "<bytes>") -> npt.NDArray:
 
 
 def read_idx(path: str | Path) -> npt.NDArray:
-    """Read and decode an IDX file; its size is checked against the header before reading."""
+    """Read and decode an IDX file; its size is checked against the header before reading.
+
+    The payload is read straight into the result array: no second copy of the file in memory.
+    """
     path = Path(path)
-    with open(path, "rb") as f:
+    with open(path, "rb", buffering=0) as f:
         size = f.seek(0, 2)
         f.seek(0)
-        read_header(f.read(4 + 4 * 255), size, str(path))
-        f.seek(0)
-        return decode(f.read(), str(path))
+        dtype, shape, header_len = read_header(f.read(4 + 4 * 255), size, str(path))
+        f.seek(header_len)
+        payload = bytearray(size - header_len)
+        view = memoryview(payload)
+        filled = 0
+        while filled < len(payload):
+            n = f.readinto(view[filled:])
+            if not n:
+                raise IdxFormatError(path, f"file shrank while reading: got {filled} of {len(payload)} payload bytes")
+            filled += n
+    array = np.frombuffer(payload, dtype=dtype).reshape(shape)
+    return array if dtype.itemsize == 1 else array.astype(dtype.newbyteorder("="))
 
 
 def _hint(head: bytes) -> str:
