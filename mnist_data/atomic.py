@@ -1,15 +1,19 @@
 """Writing files atomically: a temp file beside the target, then os.replace.
 
 A reader never sees a half-written file under its final name. The temp file is removed on any
-exception, KeyboardInterrupt included; temp files left by a killed process (SIGKILL) carry the
-target's name and are swept by the next write of that target.
+exception, KeyboardInterrupt included. Temp files left by a killed process (SIGKILL) carry the
+target's name and the writer's pid, ``.<name>.<pid>.<random>.part``; the next write of that
+target, and the next ``ensure_writable_dir`` of its folder, remove those whose writer is gone
+(never one a live process is still writing).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,26 +22,72 @@ from typing import BinaryIO
 from mnist_data.errors import OutputError
 
 _SUFFIX = ".part"
+_TEMP_NAME = re.compile(r"\..+\.([0-9]+)\.[a-z0-9_]+\.part")  # .<name>.<pid>.<random>.part
 
 
 def _prefix(path: Path) -> str:
     return f".{path.name}."
 
 
-def sweep_stale(path: str | Path) -> list[Path]:
-    """Remove temp files a killed earlier write of ``path`` left behind; return what was removed."""
-    path = Path(path)
+def _owner_alive(temp: Path) -> bool:
+    """Whether the process that named ``temp`` may still be writing it (unknown owners count as gone)."""
+    match = _TEMP_NAME.fullmatch(temp.name)
+    if match is None:
+        return False
+    pid = int(match.group(1))
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but belongs to someone else
+        pass
+    try:
+        modified = temp.stat().st_mtime
+    except OSError:
+        return False
+    return not _dead_or_newer(pid, modified)
+
+
+def _dead_or_newer(pid: int, modified: float) -> bool:
+    """Linux: whether ``pid`` is a zombie (a killed writer nobody reaped), or a process started
+    after the temp file was last written (its pid was reused). Elsewhere: False."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        started = boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False
+    return fields[0] in ("Z", "X") or started > modified + 1
+
+
+def _sweep(folder: Path, pattern: str, only_ours: bool = False) -> list[Path]:
     removed = []
-    if path.parent.is_dir():
-        for stale in path.parent.glob(f"{_prefix(path)}*{_SUFFIX}"):
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
-                removed.append(stale)
+    if folder.is_dir():
+        for stale in folder.glob(pattern):
+            if only_ours and not _TEMP_NAME.fullmatch(stale.name):
+                continue
+            if stale.is_file() and not _owner_alive(stale):
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
+                    removed.append(stale)
     return removed
 
 
+def sweep_stale(path: str | Path) -> list[Path]:
+    """Remove temp files a killed earlier write of ``path`` left behind; return what was removed."""
+    path = Path(path)
+    return _sweep(path.parent, f"{glob.escape(_prefix(path))}*{_SUFFIX}")
+
+
 def ensure_writable_dir(folder: str | Path) -> None:
-    """Create ``folder`` if needed and check that files can be created in it."""
+    """Create ``folder`` if needed, check that files can be created in it, sweep killed writes' temp files.
+
+    Raises:
+        OutputError: The folder cannot be created or written (read-only, permissions, disk full).
+    """
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -45,6 +95,7 @@ def ensure_writable_dir(folder: str | Path) -> None:
             pass
     except OSError as exc:
         raise OutputError(folder, exc.strerror or str(exc)) from exc
+    _sweep(folder, f".*{_SUFFIX}", only_ours=True)
 
 
 @contextlib.contextmanager
@@ -57,7 +108,10 @@ def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
     path = Path(path)
     ensure_writable_dir(path.parent)
     sweep_stale(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=_prefix(path), suffix=_SUFFIX, dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f"{_prefix(path)}{os.getpid()}.", suffix=_SUFFIX, dir=path.parent)
+    except OSError as exc:
+        raise OutputError(path, exc.strerror or str(exc)) from exc
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as f:

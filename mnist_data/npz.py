@@ -32,6 +32,7 @@ _PAD_ID = 0xD935  # the extra-field id zipalign uses for padding
 _LOCAL = struct.Struct("<4s5H3L2H")
 MAX_HEADER = 4096  # .npy headers numpy writes for these arrays are < 200 bytes
 MAX_MEMBERS = 16
+MAX_ARRAY_BYTES = 1 << 40  # 1 TiB: any larger declared array is a corrupt header, not data
 
 
 def write_npz(path: str | Path, arrays: Mapping[str, npt.NDArray]) -> None:
@@ -144,9 +145,12 @@ def _member_layout(
     if not (isinstance(shape, tuple) and len(shape) == ndim and all(isinstance(d, int) and d >= 0 for d in shape)):
         raise DatasetError(path, f"{member}: shape {shape!r}, expected {ndim} non-negative dimensions")
     data_bytes = info.file_size - hstart - hlen
-    needed = found.itemsize
+    needed, span = found.itemsize, found.itemsize  # span ignores zero dims: numpy refuses absurd ones even then
     for d in shape:
         needed *= d
+        span *= max(d, 1)
+    if span > MAX_ARRAY_BYTES:
+        raise DatasetError(path, f"{member}: shape {shape} declares more than {MAX_ARRAY_BYTES} bytes; the header is corrupt")
     if needed != data_bytes:
         raise DatasetError(path, f"{member}: shape {shape} needs {needed} bytes of data, the member holds {data_bytes}")
     return found, shape, start + hstart + hlen
