@@ -19,9 +19,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mnist_data.download import MAX_REDIRECTS, fetch, max_archive_size
+from mnist_data.download import fetch
 from mnist_data.errors import ChecksumError, DownloadError, MirrorsExhaustedError
+from mnist_data.gunzip import max_archive_size
 from mnist_data.params import FetchParams, FileSpec, load_params
+from mnist_data.transport import MAX_REDIRECTS
 from tests.conftest import ROOT
 from tests.faultserver import (
     FaultServers,
