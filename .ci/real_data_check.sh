@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the data from a local MNIST mirror in a fresh clone and check that:
 #   - `dvc repro` reproduces the committed dvc.lock exactly (git diff --exit-code dvc.lock);
-#   - a second `dvc repro` runs nothing;
+#   - a second `dvc repro` runs nothing, and `dvc checkout` restores deleted artifacts;
 #   - the per-class label counts of the artifacts equal those of the raw files.
 # Usage: bash .ci/real_data_check.sh DIR   (DIR holds the four MNIST .gz files)
 set -euo pipefail
@@ -25,6 +25,12 @@ git diff --exit-code dvc.lock
 echo "real-data check: dvc.lock reproduced exactly"
 dvc repro | tee "$work/second.txt"
 if grep -q "Running stage" "$work/second.txt"; then echo "second dvc repro ran a stage" >&2; exit 1; fi
+before=$(md5sum data/processed/*.npz data/raw/mnist/*)
+rm -rf data/raw data/processed
+dvc checkout
+[ "$(md5sum data/processed/*.npz data/raw/mnist/*)" = "$before" ] || { echo "dvc checkout did not restore the artifacts" >&2; exit 1; }
+dvc status -q
+echo "real-data check: second repro ran nothing; rm -rf data/raw data/processed && dvc checkout restored them"
 python - <<'PY'
 import numpy as np
 from mnist_data import read_data_sets

@@ -35,7 +35,9 @@ def cache_settings(root: Path) -> dict[str, str]:
         parser.read(root / ".dvc" / "config")
     except configparser.Error:
         return {}
-    return {f"cache.{k}": v for k, v in parser.items("cache")} if parser.has_section("cache") else {}
+    if not parser.has_section("cache"):
+        return {}
+    return {f"cache.{k}": v.strip().strip("\"'") for k, v in parser.items("cache")}  # configobj quotes lists
 
 
 def snapshot(root: Path, dest: Path) -> Path:

@@ -143,6 +143,18 @@ def finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str,
     return proc.returncode, out, err
 
 
+def interrupt(proc: subprocess.Popen[str], sig: str, stage: str) -> tuple[int, str]:
+    """SIGTERM the stage process itself (`kill <pid>`); SIGINT/SIGKILL the whole group (Ctrl-C, kill -9)."""
+    if sig == "SIGTERM":
+        pid = descendant(proc.pid, stage)
+        assert pid is not None, f"no {stage} process under dvc"
+        os.kill(pid, signal.SIGTERM)
+    else:
+        os.killpg(proc.pid, getattr(signal, sig))
+    code, _, err = finish(proc)
+    return code, err
+
+
 def assert_recovers(project: Project, data: Synthetic, env: dict[str, str]) -> None:
     """The next plain `dvc repro`, fault gone, succeeds; nothing stray is left; the artifacts are right."""
     project.dvc("repro", env=env)
@@ -210,13 +222,7 @@ def test_a_signal_during_a_download_leaves_nothing_and_the_next_run_recovers(pro
     proc = start_repro(project, env)
     try:
         assert wait_for(server.progress.is_set), "the download never started"
-        if sig == "SIGTERM":  # `kill <pid>` of the stage itself
-            pid = descendant(proc.pid, "stages.fetch")
-            assert pid is not None
-            os.kill(pid, signal.SIGTERM)
-        else:  # Ctrl-C, or everything killed at once
-            os.killpg(proc.pid, getattr(signal, sig))
-        code, _, err = finish(proc)
+        code, err = interrupt(proc, sig, "stages.fetch")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -258,13 +264,7 @@ def test_a_signal_during_an_npz_write_leaves_nothing_and_the_next_run_recovers(p
         assert wait_for(marker.exists), "the normalize stage never reached its write"
         temp = Path(marker.read_text())
         assert temp.exists() and temp.stat().st_size > 0  # written in full, not yet renamed
-        if sig == "SIGTERM":
-            pid = descendant(proc.pid, "stages.normalize")
-            assert pid is not None
-            os.kill(pid, signal.SIGTERM)
-        else:
-            os.killpg(proc.pid, getattr(signal, sig))
-        code, _, err = finish(proc)
+        code, err = interrupt(proc, sig, "stages.normalize")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
