@@ -7,6 +7,8 @@ float64 image-sized temporary is ever made.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import numpy.typing as npt
 
@@ -34,6 +36,13 @@ def normalize(images: npt.NDArray[np.uint8], low: float, high: float) -> npt.NDA
     if images.dtype != np.uint8:
         raise TypeError(f"normalize expects uint8 images, got {images.dtype}")
     return scale_table(low, high)[images]
+
+
+def normalize_blocks(images: npt.NDArray[np.uint8], low: float, high: float,
+                     rows: int = 4096) -> Iterator[npt.NDArray[np.float32]]:
+    """:func:`normalize` applied ``rows`` images at a time, so no image-sized result is ever allocated."""
+    for start in range(0, len(images), rows):
+        yield normalize(images[start : start + rows], low, high)
 
 
 def denormalize(images: npt.NDArray[np.float32], low: float, high: float, source: str = "<array>") -> npt.NDArray[np.uint8]:
