@@ -48,7 +48,8 @@ def measure(bench: Bench, repo: Repo, base_dir: Path, data: Data, base_cold_s: f
     bench.remove(clone.path, partial.path)
     return [
         Row(SECTION, "bytes on disk: workspace + DVC cache (baseline: its 4 .gz)", total, archives, unit="B",
-            note=f"workspace {workspace / 1e6:,.0f} MB + cache {cache / 1e6:,.0f} MB"),
+            note=f"workspace {workspace / 1e6:,.0f} MB, cache {cache / 1e6:,.0f} MB, "
+                 f"{(workspace + cache - total) / 1e6:,.0f} MB of it shared as links"),
         Row(SECTION, "bytes in the DVC remote after dvc push", disk_bytes(remote), archives, unit="B"),
         Row(SECTION, "dvc pull, fresh clone: bytes transferred (baseline: download)", pulled, archives, unit="B"),
         Row(SECTION, "dvc pull, fresh clone: wall (baseline: cold run)", pull.wall_s, base_cold_s),
