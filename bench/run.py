@@ -107,7 +107,7 @@ def run(bench: Bench, data: Data) -> list[Row]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/run.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats, scaling sizes 70k and 350k only (~5 min)")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, scaling sizes 70k and 350k only")
     parser.add_argument("--sizes", nargs="*", type=_size, metavar="N",
                         help="scaling sizes in images, e.g. 70k 350k 700k (none: skip scaling)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"JSON results (default {DEFAULT_OUTPUT})")

@@ -22,6 +22,7 @@ from typing import BinaryIO
 from mnist_data.errors import OutputError
 
 _SUFFIX = ".part"
+_DISK_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM)
 _TEMP_NAME = re.compile(r"\..+\.([0-9]+)\.[a-z0-9_]+\.part")  # .<name>.<pid>.<random>.part
 
 
@@ -115,16 +116,22 @@ def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM):
+            try:
+                yield f
+            except OSError as exc:  # a write in the block: disk full or a size limit is ours to report
+                if exc.errno in _DISK_ERRNOS:
+                    raise OutputError(path, exc.strerror or str(exc)) from exc
+                raise
+            try:
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError as exc:
+                raise OutputError(path, exc.strerror or str(exc)) from exc
+        try:
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except OSError as exc:
             raise OutputError(path, exc.strerror or str(exc)) from exc
-        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -42,11 +42,16 @@ def check_counts(images: npt.NDArray, labels: npt.NDArray, source: str | Path) -
 
 
 def check_range(images: npt.NDArray, low: float, high: float, source: str | Path) -> None:
-    """Every value must lie in [low, high]; NaN fails too. Scans in chunks: no full-size temporaries."""
+    """Every value must lie in [low, high] as float32 (the ends of the scale); NaN fails too.
+
+    Compared in the images' own dtype whatever numpy's promotion rules, and in chunks: no
+    full-size temporaries.
+    """
     flat = images.reshape(-1)
+    low_, high_ = flat.dtype.type(low), flat.dtype.type(high)
     for start in range(0, flat.size, _CHUNK):
         chunk = flat[start : start + _CHUNK]
         lo, hi = chunk.min(), chunk.max()
-        if not (lo >= low and hi <= high):  # NaN makes both comparisons false
-            bad = start + int(np.argmax(~((chunk >= low) & (chunk <= high))))
+        if not (lo >= low_ and hi <= high_):  # NaN makes both comparisons false
+            bad = start + int(np.argmax(~((chunk >= low_) & (chunk <= high_))))
             raise DatasetError(source, f"image value {float(flat[bad])} at flat index {bad} is outside [{low}, {high}] (or NaN)")

@@ -91,7 +91,11 @@ def read_idx(path: str | Path) -> npt.NDArray:
     The payload is read straight into the result array: no second copy of the file in memory.
     """
     path = Path(path)
-    with open(path, "rb", buffering=0) as f:
+    try:
+        f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise IdxFormatError(path, f"cannot read: {exc.strerror or exc}; run `dvc repro` (or `dvc pull`) to create it") from exc
+    with f:
         size = f.seek(0, 2)
         f.seek(0)
         dtype, shape, header_len = read_header(f.read(4 + 4 * 255), size, str(path))

@@ -37,6 +37,7 @@ class DataSet:
     def __init__(self, images: npt.NDArray, labels: npt.NDArray, fake_data: bool = False,
                  one_hot: bool = False, seed: Any = None, class_names: tuple[str, ...] = ()) -> None:
         self.one_hot = one_hot
+        self._fake_data = fake_data
         if fake_data:
             self._num_examples = FAKE_EXAMPLES
         else:
@@ -121,8 +122,17 @@ class DataSet:
             raise ValueError(f"num_shards={num_shards} exceeds num_examples={self._num_examples}")
         bounds = np.linspace(0, self._num_examples, num_shards + 1).astype(np.int64)
         lo, hi = int(bounds[index]), int(bounds[index + 1])
-        seed = None if self._seed is None else np.random.SeedSequence(self._seed, spawn_key=(index,))
-        return DataSet(self._images[lo:hi], self._labels[lo:hi], seed=seed, class_names=self.class_names)
+        return DataSet(self._images[lo:hi], self._labels[lo:hi], fake_data=self._fake_data, one_hot=self.one_hot,
+                       seed=_child_seed(self._seed, index), class_names=self.class_names)
+
+
+def _child_seed(seed: Any, index: int) -> np.random.SeedSequence | None:
+    """The seed of child ``index``: a SeedSequence spawned deterministically from ``seed``."""
+    if seed is None:
+        return None
+    if isinstance(seed, np.random.SeedSequence):
+        return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, index))
+    return np.random.SeedSequence(seed, spawn_key=(index,))
 
 
 def read_data_sets(train_dir: str | Path = "data/processed", fake_data: bool = False, one_hot: bool = False,

@@ -136,7 +136,7 @@ def read_npz(path: str | Path, expected: Mapping[str, tuple[str, int]]) -> dict[
     # One read-only map of the whole file backs every array. The map holds one descriptor
     # (mmap duplicates it) until the last array is released; our own handle is closed here.
     with open(path, "rb") as f:
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if file_size else b""
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     out = {}
     for name, (dtype, shape, offset) in layout.items():
         count = int(np.prod(shape, dtype=np.int64))
@@ -166,6 +166,8 @@ def _member_layout(
     if head[:6] != b"\x93NUMPY" or len(head) < 10:
         raise DatasetError(path, f"{member}: not a .npy array (bad magic {head[:6]!r})")
     major = head[6]
+    if len(head) < (10 if major == 1 else 12):
+        raise DatasetError(path, f"{member}: .npy header truncated ({len(head)} bytes)")
     if major == 1:
         hlen, hstart = struct.unpack("<H", head[8:10])[0], 10
     elif major in (2, 3):

@@ -13,15 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import numpy as np
 import yaml
 
 from mnist_data.errors import ParamsError
+from mnist_data.transforms import scale_table
 
 DEFINITIONS_DIR = Path(__file__).parent / "datasets"
 FILE_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 MIRRORS_ENV = "MNIST_MIRRORS"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_FILE_FIELDS = ("filename", "size", "sha256", "archive_sha256", "archive_size")
 
 
 @dataclass(frozen=True)
@@ -118,10 +122,20 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     fetch = raw.get("fetch", {})
     if not isinstance(fetch, dict):
         raise ParamsError("fetch", f"expected a mapping, got {type(fetch).__name__}", src)
+    _known_keys(dataset, ("name", "files", "mirrors"), "dataset", src)
+    _known_keys(norm, ("low", "high"), "normalize", src)
+    _known_keys(split, ("validation_size",), "split", src)
     low = _number(norm, "normalize.low", src)
     high = _number(norm, "normalize.high", src)
     if not low < high:
         raise ParamsError("normalize.low", f"must be less than normalize.high; got low={low}, high={high}", src)
+    with np.errstate(over="ignore"):
+        table = scale_table(low, high)
+    if not (np.isfinite(table).all() and (np.diff(table) > 0).all()):
+        raise ParamsError(
+            "normalize.low", f"[{low}, {high}] cannot hold 256 distinct float32 pixel values (too narrow for its "
+            "magnitude, or beyond float32); choose a range like [-0.5, 0.5] or [0, 1]", src,
+        )
     size = _integer(split, "split.validation_size", src, minimum=0)
     return Params(
         dataset=load_dataset(dataset, src),
@@ -164,6 +178,8 @@ def load_dataset(section: Mapping[str, Any], src: str = "params.yaml") -> Datase
         override = overrides.get(key) or {}
         if not isinstance(override, dict):
             raise ParamsError(f"dataset.files.{key}", "expected a mapping", src)
+        _known_keys(override, _FILE_FIELDS, f"dataset.files.{key}", src)
+        _known_keys(entry, _FILE_FIELDS, f"files.{key}", defn_src)
         if "sha256" in override:  # a user's content pin replaces the definition's archive pin
             entry.pop("archive_sha256", None)
             entry.pop("archive_size", None)
@@ -203,6 +219,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ParamsError("(file)", f"expected a mapping at top level, got {type(data).__name__}", path)
     return data
+
+
+def _known_keys(section: Mapping[str, Any], known: tuple[str, ...], dotted: str, src: str) -> None:
+    unknown = sorted(set(section) - set(known))
+    if unknown:
+        raise ParamsError(dotted, f"unknown key(s) {unknown}; known: {list(known)} (a typo?)", src)
 
 
 def _section(raw: Mapping[str, Any], key: str, src: str, prefix: str = "") -> Mapping[str, Any]:
@@ -257,11 +279,20 @@ def _file_spec(key: str, entry: Mapping[str, Any], src: str) -> FileSpec:
 def _mirrors(value: Any, src: str) -> tuple[str, ...]:
     if not (isinstance(value, (list, tuple)) and value and all(isinstance(m, str) and m for m in value)):
         raise ParamsError("dataset.mirrors", f"expected a non-empty list of base URLs or folders, got {value!r}", src)
+    for mirror in value:
+        try:
+            parts = urlsplit(mirror)
+            port_ok = parts.port is None or parts.port > 0  # .port raises ValueError when out of range
+        except ValueError as exc:
+            raise ParamsError("dataset.mirrors", f"{mirror!r} is not a valid URL ({exc})", src) from exc
+        if parts.scheme.lower() in ("http", "https") and not (parts.hostname and port_ok):
+            raise ParamsError("dataset.mirrors", f"{mirror!r} has no valid host[:port]", src)
     return tuple(value)
 
 
 def _fetch_params(section: Mapping[str, Any], src: str) -> FetchParams:
     defaults = FetchParams()
+    _known_keys(section, tuple(vars(defaults)), "fetch", src)
     values: dict[str, Any] = {}
     for field, default in vars(defaults).items():
         if field not in section:
@@ -272,7 +303,4 @@ def _fetch_params(section: Mapping[str, Any], src: str) -> FetchParams:
             values[field] = _number(section, f"fetch.{field}", src)
             if values[field] <= 0:
                 raise ParamsError(f"fetch.{field}", f"expected a positive number, got {values[field]}", src)
-    unknown = set(section) - set(values)
-    if unknown:
-        raise ParamsError("fetch", f"unknown key(s) {sorted(unknown)}; known: {sorted(values)}", src)
     return FetchParams(**values)

@@ -72,13 +72,20 @@ def _open_http(
                 origin, f"{_via(origin, url)}TLS verification failed ({_cause(exc)}); fix the mirror's certificate "
                 "or use another mirror (certificate verification is never turned off)",
             ) from exc
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
+                urllib3.exceptions.LocationParseError, http.client.InvalidURL, ValueError) as exc:
+            raise DownloadError(origin, f"{_via(origin, url)}not a usable URL ({_cause(exc)}); fix the mirror list") from exc
         except (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
             watchdog.check(origin, 0)
             raise DownloadError(origin, f"{_via(origin, url)}{_request_reason(exc, params)}", retryable=True) from exc
         if not resp.is_redirect:
             return url, resp
-        target = urljoin(url, resp.headers.get("Location", ""))
         resp.close()
+        try:
+            target = urljoin(url, resp.headers.get("Location", ""))
+            urlsplit(target).port  # noqa: B018 - raises ValueError for a malformed host or port
+        except ValueError as exc:
+            raise DownloadError(origin, f"{_via(origin, url)}refused redirect to a malformed URL ({exc})") from exc
         if urlsplit(target).scheme.lower() not in ("http", "https"):
             raise DownloadError(origin, f"{_via(origin, url)}refused redirect to {target!r}: only http and https are followed")
         if urlsplit(url).scheme.lower() == "https" and urlsplit(target).scheme.lower() == "http":

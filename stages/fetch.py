@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"where to write each file; KEY is one of {', '.join(FILE_KEYS)}")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
+    if any("=" not in item for item in args.out):
+        parser.error(f"--out takes KEY=PATH, got {args.out}")
     outs = dict(item.split("=", 1) for item in args.out)
     if sorted(outs) != sorted(FILE_KEYS):
         parser.error(f"need --out KEY=PATH for exactly {', '.join(FILE_KEYS)}")

@@ -81,3 +81,8 @@ def test_bad_params_fail_before_any_work(project):
     result = project.run("python", "-m", "stages.normalize", "--split", "a.npz", "b.npz", check=False)
     assert result.returncode == 1
     assert "normalize: error: params.yaml: parameter 'normalize.low': must be less than normalize.high" in result.stderr
+
+
+def test_stage_usage_errors_are_usage_messages(project):
+    result = project.run("python", "-m", "stages.fetch", "--out", "train_images", check=False)
+    assert result.returncode == 2 and "--out takes KEY=PATH" in result.stderr and "Traceback" not in result.stderr

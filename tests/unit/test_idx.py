@@ -63,3 +63,10 @@ def test_huge_declared_shape_is_rejected_from_the_file_size_alone(tmp_path):
     path.write_bytes(b"\x00\x00\x08\x03" + (60000).to_bytes(4, "big") + (2800).to_bytes(4, "big") * 2)
     with pytest.raises(IdxFormatError, match=f"{path}.*truncated payload"):
         read_idx(path)
+
+
+def test_missing_file_says_how_to_create_it(tmp_path):
+    with pytest.raises(IdxFormatError, match=r"nope: .*cannot read: No such file or directory; run `dvc repro`"):
+        read_idx(tmp_path / "nope")
+    with pytest.raises(IdxFormatError, match="cannot read: Is a directory"):
+        read_idx(tmp_path)

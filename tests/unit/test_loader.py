@@ -191,3 +191,16 @@ def test_loading_holds_only_the_maps_and_releases_them(processed):
     del d
     gc.collect()
     assert set(os.listdir("/proc/self/fd")) - before == set()
+
+
+def test_shards_of_a_seeded_dataset_are_reproducible(processed):
+    a = read_data_sets(processed[0], seed=3).train.shard(2, 1)
+    b = read_data_sets(processed[0], seed=3).train.shard(2, 1)
+    assert a.num_examples == 25
+    assert [a.next_batch(5)[1].tolist() for _ in range(5)] == [b.next_batch(5)[1].tolist() for _ in range(5)]
+
+
+def test_shards_of_fake_data_are_fake_too(tmp_path):
+    shard = read_data_sets(tmp_path, fake_data=True, one_hot=True).train.shard(2, 0)
+    images, labels = shard.next_batch(4, fake_data=True)
+    assert images.shape == (4, 784) and labels.shape == (4, 10)

@@ -357,3 +357,12 @@ def test_any_corruption_is_a_dataset_error_or_a_valid_split(tmp_path_factory, va
     assert len(split.images) == len(split.labels) and int(split.labels.max()) < len(split.class_names)
     assert np.isfinite(split.images).all() and split.low <= split.images.min() and split.images.max() <= split.high
 
+
+
+def test_a_truncated_version_2_npy_header_is_a_dataset_error(tmp_path):
+    path = tmp_path / "train.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name in ("images", "labels", "normalize_range", "class_names"):
+            zf.writestr(f"{name}.npy", b"\x93NUMPY\x02\x00\x00\x00")
+    with pytest.raises(DatasetError, match=r"train.npz: .*\.npy header truncated \(10 bytes\)"):
+        load_split(path)

@@ -103,3 +103,23 @@ def test_mirrors_env_overrides_with_commas_or_whitespace(monkeypatch):
     assert mirrors_for_run(spec) == ("http://127.0.0.1:1/a/", "file:///srv/m", "/local/dir")
     monkeypatch.setenv("MNIST_MIRRORS", "  ")
     assert mirrors_for_run(spec) == spec.mirrors
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"dataset__mirror": ["http://x/"]}, r"'dataset': unknown key\(s\) \['mirror'\]"),
+        ({"normalize__hihg": 1}, r"'normalize': unknown key\(s\) \['hihg'\]"),
+        ({"split__validation": 5}, r"'split': unknown key\(s\) \['validation'\]"),
+        ({"dataset__files": {"train_images": {"sha265": "ab" * 32}}},
+         r"'dataset.files.train_images': unknown key\(s\) \['sha265'\]"),
+        ({"normalize__low": 1e6, "normalize__high": 1e6 + 1}, "cannot hold 256 distinct float32 pixel values"),
+        ({"normalize__low": -1e39, "normalize__high": 1e39}, "cannot hold 256 distinct float32 pixel values"),
+        ({"dataset__mirrors": ["http://[bad/"]}, "'http://\\[bad/' is not a valid URL"),
+        ({"dataset__mirrors": ["http://example.org:99999/"]}, "is not a valid URL"),
+        ({"dataset__mirrors": ["http:///no-host/"]}, "has no valid host"),
+    ],
+)
+def test_typos_and_unusable_values_are_rejected(tmp_path, changes, match):
+    with pytest.raises(ParamsError, match=match):
+        load_params(write(tmp_path, **changes))
