@@ -114,24 +114,24 @@ def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
     except OSError as exc:
         raise OutputError(path, exc.strerror or str(exc)) from exc
     tmp = Path(tmp_name)
+    f = os.fdopen(fd, "wb")
     try:
-        with os.fdopen(fd, "wb") as f:
-            try:
-                yield f
-            except OSError as exc:  # a write in the block: disk full or a size limit is ours to report
-                if exc.errno in _DISK_ERRNOS:
-                    raise OutputError(path, exc.strerror or str(exc)) from exc
-                raise
-            try:
-                f.flush()
-                os.fsync(f.fileno())
-            except OSError as exc:
-                raise OutputError(path, exc.strerror or str(exc)) from exc
         try:
+            yield f
+        except OSError as exc:  # a write in the block: disk full or a size limit is ours to report
+            if exc.errno in _DISK_ERRNOS:
+                raise OutputError(path, exc.strerror or str(exc)) from exc
+            raise
+        try:
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)
         except OSError as exc:
             raise OutputError(path, exc.strerror or str(exc)) from exc
     except BaseException:
+        with contextlib.suppress(OSError):  # buffered bytes that cannot be written are dropped with the file
+            f.close()
         tmp.unlink(missing_ok=True)
         raise
