@@ -2,16 +2,15 @@
 
 A reader never sees a half-written file under its final name. The temp file is removed on any
 exception, KeyboardInterrupt included. Temp files left by a killed process (SIGKILL) carry the
-target's name and the writer's pid, ``.<name>.<pid>.<random>.part``; the next write of that
-target, and the next ``ensure_writable_dir`` of its folder, remove those whose writer is gone
-(never one a live process is still writing).
+target's name and the writer's pid, ``.<name>.<pid>.<random>.part``; the next
+``ensure_writable_dir`` of their folder (every write starts with one) removes those whose writer
+is gone (never one a live process is still writing).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import glob
 import os
 import re
 import tempfile
@@ -64,23 +63,12 @@ def _dead_or_newer(pid: int, modified: float) -> bool:
     return fields[0] in ("Z", "X") or started > modified + 1
 
 
-def _sweep(folder: Path, pattern: str, only_ours: bool = False) -> list[Path]:
-    removed = []
-    if folder.is_dir():
-        for stale in folder.glob(pattern):
-            if only_ours and not _TEMP_NAME.fullmatch(stale.name):
-                continue
-            if stale.is_file() and not _owner_alive(stale):
-                with contextlib.suppress(FileNotFoundError):
-                    stale.unlink()
-                    removed.append(stale)
-    return removed
-
-
-def sweep_stale(path: str | Path) -> list[Path]:
-    """Remove temp files a killed earlier write of ``path`` left behind; return what was removed."""
-    path = Path(path)
-    return _sweep(path.parent, f"{glob.escape(_prefix(path))}*{_SUFFIX}")
+def _sweep(folder: Path) -> None:
+    """Remove our temp files in ``folder`` whose writer is gone."""
+    for stale in folder.glob(f".*{_SUFFIX}"):
+        if _TEMP_NAME.fullmatch(stale.name) and stale.is_file() and not _owner_alive(stale):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
 
 
 def ensure_writable_dir(folder: str | Path) -> None:
@@ -96,7 +84,7 @@ def ensure_writable_dir(folder: str | Path) -> None:
             pass
     except OSError as exc:
         raise OutputError(folder, exc.strerror or str(exc)) from exc
-    _sweep(folder, f".*{_SUFFIX}", only_ours=True)
+    _sweep(folder)
 
 
 @contextlib.contextmanager
@@ -107,8 +95,7 @@ def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
         OutputError: The folder is not writable or the disk is full; ``path`` is untouched.
     """
     path = Path(path)
-    ensure_writable_dir(path.parent)
-    sweep_stale(path)
+    ensure_writable_dir(path.parent)  # also sweeps temp files that killed writers left there
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f"{_prefix(path)}{os.getpid()}.", suffix=_SUFFIX, dir=path.parent)
     except OSError as exc:

@@ -4,6 +4,7 @@ stage, nothing half-written is left under a final name, and the next run recover
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import os
 import re
@@ -143,6 +144,17 @@ def finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str,
     return proc.returncode, out, err
 
 
+@contextlib.contextmanager
+def reaped(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """Yield ``proc``; on the way out kill its whole process group if it is still running."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def interrupt(proc: subprocess.Popen[str], sig: str, stage: str) -> tuple[int, str]:
     """SIGTERM the stage process itself (`kill <pid>`); SIGINT/SIGKILL the whole group (Ctrl-C, kill -9)."""
     if sig == "SIGTERM":
@@ -219,14 +231,9 @@ def test_a_signal_during_a_download_leaves_nothing_and_the_next_run_recovers(pro
     archive = data.archives["train_images"]
     server = faults({**files(data.by_filename()), TRAIN: stall(archive, after=len(archive) // 2)})
     env = {"MNIST_MIRRORS": server.url}
-    proc = start_repro(project, env)
-    try:
+    with reaped(start_repro(project, env)) as proc:
         assert wait_for(server.progress.is_set), "the download never started"
         code, err = interrupt(proc, sig, "stages.fetch")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     assert code != 0
     assert "train-images-idx3-ubyte" not in raw_names(project)
     if sig == "SIGINT":
@@ -259,16 +266,11 @@ def test_a_signal_during_an_npz_write_leaves_nothing_and_the_next_run_recovers(p
     env = {"MNIST_MIRRORS": faults(files(data.by_filename())).url}
     marker = tmp_path / "paused"
     paused_env = {**env, **hook(FAULT_PAUSE_FSYNC="data/interim/normalized/.train.npz.", FAULT_PAUSE_MARKER=str(marker))}
-    proc = start_repro(project, paused_env)
-    try:
+    with reaped(start_repro(project, paused_env)) as proc:
         assert wait_for(marker.exists), "the normalize stage never reached its write"
         temp = Path(marker.read_text())
         assert temp.exists() and temp.stat().st_size > 0  # written in full, not yet renamed
         code, err = interrupt(proc, sig, "stages.normalize")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     assert code != 0
     normalized = project.path / "data" / "interim" / "normalized"
     assert not (normalized / "train.npz").exists()
